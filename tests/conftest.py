@@ -99,8 +99,8 @@ def tiny_model_dirs(tmp_path_factory, tiny_tokenizer):
     """Saved tiny models, one folder per architecture: {arch: Path}."""
     root = tmp_path_factory.mktemp("tiny_models")
     out = {}
-    for arch in TINY_ARCHS:
-        model = build_model(arch, vocab_size=len(tiny_tokenizer))
+    for seed, arch in enumerate(TINY_ARCHS):
+        model = build_model(arch, vocab_size=len(tiny_tokenizer), seed=seed)
         path = root / arch
         model.save_pretrained(path)
         tiny_tokenizer.save_pretrained(path)
