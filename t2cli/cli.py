@@ -99,6 +99,55 @@ def decompose(
         raise T2Error(f"{len(problems)} problems in {result.path}: re-run `t2 decompose --force` to rebuild it")
 
 
+def print_results_table(rows: list[dict], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("task", "model", "split", "n", "accuracy", "± stderr"):
+        table.add_column(col, justify="right" if col in ("n", "accuracy", "± stderr") else "left")
+    for r in rows:
+        table.add_row(r["task"], r["label"], r["split"], str(r["n"]), f"{100 * r['accuracy']:.1f}%", f"{100 * r['stderr']:.1f}")
+    Console().print(table)
+
+
+@app.command("eval", epilog="Examples:\n\n  t2 eval --task arc_easy --limit 200\n\n"
+             "  t2 eval --task gsm8k --task arc_challenge --expert runs/train/arc_easy/expert.safetensors --with-base --json\n\n"
+             "  t2 eval --task mbpp --backend vllm --model meta-llama/Meta-Llama-3-8B-Instruct")
+def eval_cmd(
+    task: list[str] = typer.Option(..., "--task", "-t", help="Task (repeatable): gsm8k, math, math500, mbpp, mbpp_sanitized, humaneval, arc_easy, arc_challenge."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec (default: the embedded default or $T2_MODEL)."),
+    expert: list[Path] = typer.Option([], "--expert", "-e", help="SVF expert file to evaluate (repeatable)."),
+    with_base: bool = typer.Option(False, "--with-base", help="Also evaluate the base model when experts are given."),
+    split: str = typer.Option("test", help="Split to evaluate."),
+    limit: Optional[int] = typer.Option(None, help="Evaluate the first N examples only."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generation batch."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Override the task's generation budget."),
+    backend: str = typer.Option("hf", help="hf (CPU/GPU, in process) or vllm (GPU, extra 'vllm')."),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="GPUs for the vLLM engine."),
+    out: Path = typer.Option(Path("runs/eval"), help="Folder for per-example JSONL and summary.json (reused on re-runs)."),
+    seed: int = typer.Option(0, help="Seed for sampling (greedy decoding is deterministic anyway)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local data folder (default: $T2_DATA_DIR, else the Hub)."),
+    svd_cache: Optional[Path] = typer.Option(None, "--svd-cache", help="SVD cache folder (default: the model's own)."),
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    as_json: bool = JsonOpt,
+):
+    """Score the base model and/or SVF experts on tasks: a table, per-example JSONL and summary.json."""
+    from .evaluate import EvalConfig, run_eval
+
+    cfg = EvalConfig(tasks=task, model=model, experts=expert, with_base=with_base, split=split, limit=limit,
+                     batch_size=batch_size, max_new_tokens=max_new_tokens, backend=backend, out=out, seed=seed,
+                     data_dir=data_dir, device=device, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+                     svd_cache=svd_cache)
+    summary = run_eval(cfg, progress_factory=lambda d, n: progress_bar(d, n, enabled=not as_json))
+    if as_json:
+        emit(summary, True, "")
+    else:
+        print_results_table(summary["results"], f"t2 eval · {summary['meta']['model']}")
+        typer.echo(f"records and summary: {out}")
+
+
 def main() -> None:
     """Entry point: domain errors become one line on stderr and a non-zero exit code."""
     import os

@@ -124,3 +124,104 @@ def write_summary(out_dir: Path, results: Sequence[TaskResult], meta: dict) -> P
     path = Path(out_dir) / "summary.json"
     atomic_write_json(path, {"meta": meta, "results": [dataclasses.asdict(r) for r in results]})
     return path
+
+
+@dataclass
+class EvalConfig:
+    """Everything `t2 eval` needs; validated at once by :meth:`check`."""
+
+    tasks: Sequence[str]
+    model: str | None = None
+    experts: Sequence[Path] = ()
+    with_base: bool = False
+    split: str = "test"
+    limit: int | None = None
+    batch_size: int = 8
+    max_new_tokens: int | None = None
+    backend: str = "hf"
+    out: Path | None = None
+    seed: int = 0
+    data_dir: Path | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    svd_cache: Path | None = None
+
+    def check(self) -> None:
+        from t2cli.errors import ConfigError
+
+        problems = []
+        if not self.tasks:
+            problems.append("no --task given")
+        if self.limit is not None and self.limit < 1:
+            problems.append(f"--limit {self.limit} (use >= 1)")
+        if self.backend not in ("hf", "vllm"):
+            problems.append(f"--backend {self.backend} (use hf or vllm)")
+        if self.batch_size < 1:
+            problems.append(f"--batch-size {self.batch_size} (use >= 1)")
+        if problems:
+            raise ConfigError("bad eval options: " + "; ".join(problems))
+
+
+def expert_weights(expert, model, model_name: str, cache_path: Path | None = None) -> dict:
+    """Plain weights W'(z) of ``expert`` for ``model`` (checks that the expert fits the model and its SVD cache)."""
+    from t2cli import experts as experts_mod
+    from t2cli import svd, svf
+
+    cache = svd.find_cache(model, model_name, cache_path)
+    experts_mod.check_compatible(expert, cache.fingerprint, cache, model_name)
+    device = next(model.parameters()).device
+    factors = svf.Factors.load(cache, list(expert.params.z), device=device, model=model)
+    return svf.merge(factors, svf.scales(expert.params), svf.renormalises(expert.params.parameterisation))
+
+
+def run_eval(cfg: EvalConfig, progress_factory: Callable[[str, int], Any] | None = None) -> dict:
+    """Evaluate the base model and/or experts on every task; returns (and writes) the summary.
+
+    ``progress_factory(description, total)`` returns a context manager yielding an ``advance(n)`` callback.
+    """
+    import contextlib
+
+    from t2cli import experts as experts_mod
+    from t2cli import models
+    from t2cli.generation import make_backend
+    from t2cli.tasks import get_task
+
+    cfg.check()
+    tasks = [get_task(name) for name in cfg.tasks]
+    loaded_experts = [experts_mod.load_expert(p) for p in cfg.experts]
+    loaded = models.load_model(cfg.model, device=cfg.device, dtype=cfg.dtype) if cfg.backend == "hf" else None
+    if loaded is not None:
+        backend = make_backend("hf", loaded)
+        model_name, fingerprint_model = loaded.ref.name, loaded.model
+    else:
+        ref = models.resolve(cfg.model)
+        backend = make_backend("vllm", cfg.model, dtype=None if cfg.dtype == "auto" else cfg.dtype,
+                               tensor_parallel_size=cfg.tensor_parallel_size)
+        model_name, fingerprint_model = ref.name, None
+    variants: list[tuple[str, Any]] = [("base", None)] if cfg.with_base or not loaded_experts else []
+    for expert in loaded_experts:
+        if fingerprint_model is None:
+            helper = models.load_model(cfg.model, device="cpu", dtype="float32")
+            fingerprint_model = helper.model
+        variants.append((Path(expert.path).stem, expert_weights(expert, fingerprint_model, model_name, cfg.svd_cache)))
+    base = GenerationSettings(batch_size=cfg.batch_size, seed=cfg.seed)
+    rows = []
+    for label, weights in variants:
+        backend.set_weights(weights)
+        for task in tasks:
+            examples = task.load(cfg.split, data_dir=cfg.data_dir, limit=cfg.limit)
+            settings = settings_for(task, base, cfg.max_new_tokens)
+            bar = progress_factory(f"{label} · {task.name}", len(examples)) if progress_factory else contextlib.nullcontext(None)
+            with bar as advance:
+                result = evaluate_task(backend, task, examples, settings, cfg.out, label, progress=advance, split=cfg.split)
+            rows.append({"label": label, **dataclasses.asdict(result)})
+    backend.set_weights(None)
+    from t2cli import __version__
+
+    summary = {"meta": {"model": model_name, "split": cfg.split, "limit": cfg.limit, "seed": cfg.seed,
+                        "backend": cfg.backend, "experts": [str(p) for p in cfg.experts], "t2_version": __version__},
+               "results": rows}
+    if cfg.out is not None:
+        atomic_write_json(Path(cfg.out) / "summary.json", summary)
+    return summary
