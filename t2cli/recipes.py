@@ -33,6 +33,24 @@ def ensure_cache(loaded, targets: str, layers: str, cache_path: Path | None, bui
     return find_cache(loaded.model, loaded.ref.name, cache_path), chosen
 
 
+def maybe_init_distributed() -> tuple[int, int]:
+    """Join the process group when launched by ``torchrun`` (gloo on CPU, NCCL on GPU); returns (rank, world)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
 def run_train(config, model: str | None, task_name: str, device: str = "auto", dtype: str = "auto",
               cache_path: Path | None = None, build_cache: bool = False,
               progress: Callable[[int], None] | None = None):
@@ -43,6 +61,11 @@ def run_train(config, model: str | None, task_name: str, device: str = "auto", d
 
     task = get_task(task_name)
     config.validate()
+    rank, world = maybe_init_distributed()
+    if world > 1 and device == "auto":
+        import torch
+
+        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
     loaded = load_model(model, device=device, dtype=dtype)
     cache, _ = ensure_cache(loaded, config.targets, config.layers, cache_path, build_cache)
     return train(config, loaded.model, loaded.tokenizer, loaded.ref.name, cache, task, progress=progress)
@@ -85,5 +108,10 @@ def run_train_lora(config, model: str | None, task_name: str, lora_settings, dev
 
     task = get_task(task_name)
     config.validate()
+    rank, world = maybe_init_distributed()
+    if world > 1 and device == "auto":
+        import torch
+
+        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
     loaded = load_model(model, device=device, dtype=dtype)
     return train_lora(config, lora_settings, loaded.model, loaded.tokenizer, loaded.ref.name, task, progress=progress)
