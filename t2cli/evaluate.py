@@ -146,6 +146,7 @@ class EvalConfig:
     dtype: str = "auto"
     tensor_parallel_size: int = 1
     svd_cache: Path | None = None
+    lora: Sequence[Path] = ()  # PEFT LoRA adapter folders, evaluated as extra rows labelled by folder name
 
     def check(self) -> None:
         from t2cli.errors import ConfigError
@@ -175,6 +176,12 @@ def expert_weights(expert, model, model_name: str, cache_path: Path | None = Non
     return svf.merge(factors, svf.scales(expert.params), svf.renormalises(expert.params.parameterisation))
 
 
+def expert_label(path: Path) -> str:
+    """A row label for an expert file: its stem, or its run folder's name for the default ``expert.safetensors``."""
+    path = Path(path)
+    return path.parent.name if path.stem == "expert" and path.parent.name else path.stem
+
+
 def run_eval(cfg: EvalConfig, progress_factory: Callable[[str, int], Any] | None = None) -> dict:
     """Evaluate the base model and/or experts on every task; returns (and writes) the summary.
 
@@ -190,6 +197,10 @@ def run_eval(cfg: EvalConfig, progress_factory: Callable[[str, int], Any] | None
     cfg.check()
     tasks = [get_task(name) for name in cfg.tasks]
     loaded_experts = [experts_mod.load_expert(p) for p in cfg.experts]
+    from t2cli import lora as lora_mod
+
+    for p in cfg.lora:
+        lora_mod.read_meta(p)  # a missing or non-adapter folder fails before the model loads
     loaded = models.load_model(cfg.model, device=cfg.device, dtype=cfg.dtype) if cfg.backend == "hf" else None
     if loaded is not None:
         backend = make_backend("hf", loaded)
@@ -199,12 +210,16 @@ def run_eval(cfg: EvalConfig, progress_factory: Callable[[str, int], Any] | None
         backend = make_backend("vllm", cfg.model, dtype=None if cfg.dtype == "auto" else cfg.dtype,
                                tensor_parallel_size=cfg.tensor_parallel_size)
         model_name, fingerprint_model = ref.name, None
-    variants: list[tuple[str, Any]] = [("base", None)] if cfg.with_base or not loaded_experts else []
+    variants: list[tuple[str, Any]] = [("base", None)] if cfg.with_base or not (loaded_experts or cfg.lora) else []
     for expert in loaded_experts:
         if fingerprint_model is None:
             helper = models.load_model(cfg.model, device="cpu", dtype="float32")
             fingerprint_model = helper.model
-        variants.append((Path(expert.path).stem, expert_weights(expert, fingerprint_model, model_name, cfg.svd_cache)))
+        variants.append((expert_label(expert.path), expert_weights(expert, fingerprint_model, model_name, cfg.svd_cache)))
+    for adapter in cfg.lora:
+        if fingerprint_model is None:
+            fingerprint_model = models.load_model(cfg.model, device="cpu", dtype="float32").model
+        variants.append((Path(adapter).resolve().name, lora_mod.lora_weights(Path(adapter), fingerprint_model, model_name)))
     base = GenerationSettings(batch_size=cfg.batch_size, seed=cfg.seed)
     rows = []
     for label, weights in variants:
@@ -220,7 +235,8 @@ def run_eval(cfg: EvalConfig, progress_factory: Callable[[str, int], Any] | None
     from t2cli import __version__
 
     summary = {"meta": {"model": model_name, "split": cfg.split, "limit": cfg.limit, "seed": cfg.seed,
-                        "backend": cfg.backend, "experts": [str(p) for p in cfg.experts], "t2_version": __version__},
+                        "backend": cfg.backend, "experts": [str(p) for p in cfg.experts], "lora": [str(p) for p in cfg.lora],
+                        "t2_version": __version__},
                "results": rows}
     if cfg.out is not None:
         atomic_write_json(Path(cfg.out) / "summary.json", summary)
