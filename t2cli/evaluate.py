@@ -47,11 +47,22 @@ def settings_for(task: Any, base: GenerationSettings, max_new_tokens: int | None
     return dataclasses.replace(base, max_new_tokens=max_new_tokens or task.max_new_tokens)
 
 
-def _fingerprint(task: Any, examples: Sequence[Any], settings: GenerationSettings) -> dict:
+def _fingerprint(task: Any, examples: Sequence[Any], settings: GenerationSettings, variant_id: str = "") -> dict:
     ids = hashlib.sha256("\n".join(str(e.id) for e in examples).encode()).hexdigest()
     s = dataclasses.asdict(settings)
     s["stop"] = list(s["stop"])
-    return {"version": FORMAT_VERSION, "task": task.name, "n": len(examples), "ids_sha256": ids, "settings": s}
+    return {"version": FORMAT_VERSION, "task": task.name, "n": len(examples), "ids_sha256": ids, "settings": s,
+            "variant": variant_id}
+
+
+def file_digest(*paths: Path) -> str:
+    """SHA-256 over the bytes of ``paths`` (an expert file, an adapter's weights): identifies what was evaluated."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def _reusable(jsonl: Path, meta: Path, fingerprint: dict, examples: Sequence[Any]) -> list[dict] | None:
@@ -82,10 +93,15 @@ def evaluate_task(
     progress: Callable[[int], None] | None = None,
     score_workers: int = 2,
     split: str | None = None,
+    variant_id: str = "",
 ) -> TaskResult:
-    """Generate for every example, score with ``task.score_batch``, write the records, return the accuracy."""
+    """Generate for every example, score with ``task.score_batch``, write the records, return the accuracy.
+
+    ``variant_id`` names the exact weights evaluated (model fingerprint, expert digest…): stored records are reused
+    only when it matches, so a retrained expert under the same label is evaluated again.
+    """
     split = split or _split_of(examples)
-    fingerprint = _fingerprint(task, examples, settings)
+    fingerprint = _fingerprint(task, examples, settings, variant_id)
     jsonl = meta = None
     if out_dir is not None:
         jsonl = Path(out_dir) / label / f"{task.name}.jsonl"
@@ -190,7 +206,7 @@ def run_eval(cfg: EvalConfig, progress_factory: Callable[[str, int], Any] | None
     import contextlib
 
     from t2cli import experts as experts_mod
-    from t2cli import models
+    from t2cli import models, svd
     from t2cli.generation import make_backend
     from t2cli.tasks import get_task
 
@@ -210,26 +226,32 @@ def run_eval(cfg: EvalConfig, progress_factory: Callable[[str, int], Any] | None
         backend = make_backend("vllm", cfg.model, dtype=None if cfg.dtype == "auto" else cfg.dtype,
                                tensor_parallel_size=cfg.tensor_parallel_size)
         model_name, fingerprint_model = ref.name, None
-    variants: list[tuple[str, Any]] = [("base", None)] if cfg.with_base or not (loaded_experts or cfg.lora) else []
+    base_id = model_name if fingerprint_model is None else f"{model_name}@{svd.model_fingerprint(fingerprint_model)}"
+    variants: list[tuple[str, Any, str]] = (
+        [("base", None, base_id)] if cfg.with_base or not (loaded_experts or cfg.lora) else [])
     for expert in loaded_experts:
         if fingerprint_model is None:
             helper = models.load_model(cfg.model, device="cpu", dtype="float32")
             fingerprint_model = helper.model
-        variants.append((expert_label(expert.path), expert_weights(expert, fingerprint_model, model_name, cfg.svd_cache)))
+        weights = expert_weights(expert, fingerprint_model, model_name, cfg.svd_cache)
+        variants.append((expert_label(expert.path), weights, f"{base_id}+expert:{file_digest(expert.path)}"))
     for adapter in cfg.lora:
         if fingerprint_model is None:
             fingerprint_model = models.load_model(cfg.model, device="cpu", dtype="float32").model
-        variants.append((Path(adapter).resolve().name, lora_mod.lora_weights(Path(adapter), fingerprint_model, model_name)))
+        weights = lora_mod.lora_weights(Path(adapter), fingerprint_model, model_name)
+        digest = file_digest(*sorted(p for p in Path(adapter).iterdir() if p.is_file()))
+        variants.append((Path(adapter).resolve().name, weights, f"{base_id}+lora:{digest}"))
     base = GenerationSettings(batch_size=cfg.batch_size, seed=cfg.seed)
     rows = []
-    for label, weights in variants:
+    for label, weights, variant_id in variants:
         backend.set_weights(weights)
         for task in tasks:
             examples = task.load(cfg.split, data_dir=cfg.data_dir, limit=cfg.limit)
             settings = settings_for(task, base, cfg.max_new_tokens)
             bar = progress_factory(f"{label} · {task.name}", len(examples)) if progress_factory else contextlib.nullcontext(None)
             with bar as advance:
-                result = evaluate_task(backend, task, examples, settings, cfg.out, label, progress=advance, split=cfg.split)
+                result = evaluate_task(backend, task, examples, settings, cfg.out, label, progress=advance,
+                                       split=cfg.split, variant_id=variant_id)
             rows.append({"label": label, **dataclasses.asdict(result)})
     backend.set_weights(None)
     from t2cli import __version__

@@ -45,3 +45,34 @@ def test_bad_options_are_listed_together(capsys, tmp_path):
 def test_vllm_backend_without_vllm_is_a_clear_error(capsys, tmp_path, tiny_model_dirs):
     res = run_cli(capsys, "eval", "--task", "arc_easy", "-m", tiny_model_dirs["llama"], "--backend", "vllm", "--out", tmp_path)
     assert res.code != 0 and "vllm" in res.err.lower() and res.err.count("\n") == 1
+
+
+def test_retrained_expert_under_same_name_is_evaluated_again(tiny_model_dirs, shared_data_dir, tmp_path, capsys):
+    """Stored records are keyed by the exact weights: a new expert file at the same path is not served stale."""
+    import torch
+
+    from t2cli.arch import select_targets
+    from t2cli.evaluate import file_digest
+    from t2cli.experts import build_meta, save_expert
+    from t2cli.models import load_model
+    from t2cli.svd import SVDCache, decompose, model_fingerprint
+    from t2cli.svf import init_params
+
+    loaded = load_model(str(tiny_model_dirs["llama"]), device="cpu", dtype="float32")
+    targets = select_targets(loaded.model, "mlp")
+    res = decompose(loaded.model, loaded.ref.name, targets)
+    fp = model_fingerprint(loaded.model)
+    path = tmp_path / "e" / "expert.safetensors"
+    path.parent.mkdir()
+    args = ["eval", "-t", "arc_easy", "-m", tiny_model_dirs["llama"], "--expert", path, "--limit", "2",
+            "--max-new-tokens", "3", "--out", tmp_path / "ev", "--data-dir", shared_data_dir, "--json"]
+    meta = build_meta(base_model=loaded.ref.name, model_fingerprint=fp, targets="mlp")
+    for seed, value in ((0, 0.0), (1, 6.0)):
+        params = init_params(SVDCache.open(res.path), targets, seed=seed)
+        with torch.no_grad():
+            for z in params.z.values():
+                z.fill_(value)
+        save_expert(path, params, meta)
+        assert run_cli(capsys, *args).code == 0
+        sidecar = json.loads((tmp_path / "ev" / "e" / "arc_easy.meta.json").read_text())
+        assert file_digest(path) in sidecar["fingerprint"]["variant"]
