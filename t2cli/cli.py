@@ -114,7 +114,7 @@ def train(
     lora_dropout: float = typer.Option(0.05, "--lora-dropout", help="LoRA dropout (--method lora)."),
     lora_targets: str = typer.Option("q_proj,v_proj", "--lora-targets", help="Modules LoRA adapts, comma-separated (--method lora)."),
     objective: Optional[str] = typer.Option(None, help="rl (REINFORCE) or ntp (next-token prediction on gold solutions); default rl for svf, ntp for lora (the paper's LoRA baseline)."),
-    kl: float = typer.Option(0.1, "--kl", help="λ of the KL(π_z ‖ π_base) penalty (paper sweeps 0, 0.1, 0.2, 0.3)."),
+    kl: Optional[float] = typer.Option(None, "--kl", help="λ of the KL(π_z ‖ π_base) penalty (paper sweeps 0, 0.1, 0.2, 0.3); default 0.1, but 0 for lora with ntp (plain fine-tuning, the paper's baseline)."),
     steps: int = typer.Option(100, help="Optimiser steps."),
     batch_size: int = typer.Option(32, "--batch-size", help="Prompts per optimiser step (global)."),
     micro_batch_size: int = typer.Option(8, "--micro-batch-size", help="Sequences per forward/backward."),
@@ -152,6 +152,7 @@ def train(
     objective = objective or ("ntp" if lora_run else "rl")
     lr = lr if lr is not None else (2e-4 if lora_run else 2e-3)
     grad_clip = grad_clip if grad_clip is not None else (1.0 if lora_run else 1e-3)
+    kl = kl if kl is not None else (0.0 if lora_run and objective == "ntp" else 0.1)
     if lora_run and out is None:
         out = Path("runs/train") / f"{task}-lora"
     from .recipes import run_train
@@ -387,6 +388,23 @@ def transfer(
          f"{rh['same']} same rank, {rh['truncated']} truncated, {rh['padded']} padded) for {summary['target_model']}")
 
 
+@app.command(epilog="Examples:\n\n  t2 report runs/repro\n\n  t2 report runs/repro --out docs/repro --json\n\n"
+             "Paper tables come from folders RUN_DIR/table1|table2|table3|table5/<row>/ (see t2cli/report.py).")
+def report(
+    run_dir: Path = typer.Argument(..., help="Run folder to walk (summary.json, adapt-*.json, metrics.jsonl, cem-*.jsonl)."),
+    out: Optional[Path] = typer.Option(None, help="Report folder (default RUN_DIR/report): report.md and PNG plots."),
+    as_json: bool = JsonOpt,
+):
+    """Markdown tables shaped like the paper's and PNG plots (accuracy bars, RL curves, CEM search) of a run folder."""
+    from .report import build_report
+
+    rep = build_report(run_dir, out)
+    for w in rep.warnings:
+        sys.stderr.write(f"warning: {w}\n")
+    emit(rep.to_dict(), as_json, f"report: {rep.report_path} ({len(rep.tables)} tables, {len(rep.plots)} plots; "
+         f"{', '.join(t.key for t in rep.tables)})")
+
+
 def print_results_table(rows: list[dict], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -423,7 +441,7 @@ def eval_cmd(
     dtype: str = DtypeOpt,
     as_json: bool = JsonOpt,
 ):
-    """Score the base model and/or SVF experts on tasks: a table, per-example JSONL and summary.json."""
+    """Score the base model, SVF experts and/or LoRA adapters on tasks: a table, per-example JSONL and summary.json."""
     from .evaluate import EvalConfig, run_eval
 
     cfg = EvalConfig(tasks=task, model=model, experts=expert, with_base=with_base, split=split, limit=limit,
