@@ -1,8 +1,9 @@
 """One generation interface with two backends.
 
 * ``HFBackend`` — any transformers causal LM, CPU or GPU: left-padded batches sorted by length, greedy or seeded
-  sampling, stop strings, eos. ``set_weights`` swaps named parameters in place (SVF experts, adapted weights)
-  keeping a copy of only the replaced originals, so restoring is exact and costs no reload.
+  sampling, stop strings, eos. ``set_weights`` points named parameters at the given tensors (SVF experts,
+  adapted weights) and keeps the replaced original tensors, so switching and restoring copy nothing and the base
+  comes back bit-identical without a reload. The given tensors must not be modified while they are set.
 * ``VLLMBackend`` — optional (``pip install 't2cli[vllm]'``, CUDA only), for fast evaluation and models larger
   than one GPU (``tensor_parallel_size``). Weights are pushed to every worker through ``LLM.collective_rpc``
   calling a method of ``VLLMWorkerExtension`` (installed with ``worker_extension_cls``), which runs the model's own
@@ -103,7 +104,7 @@ class HFBackend(Backend):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._params = dict(model.named_parameters(remove_duplicate=False))
-        self._base: dict[str, Any] = {}  # name -> CPU copy of the original tensor (only replaced names)
+        self._base: dict[str, Any] = {}  # name -> the original tensor of each replaced parameter
 
     # -- prompts
     def render(self, prompt: Any) -> str:
@@ -195,19 +196,21 @@ class HFBackend(Backend):
                 raise BackendError(
                     f"shape {tuple(t.shape)} for {name} does not match the model's {tuple(self._params[name].shape)}"
                 )
+        # Swap storages instead of copying values: a switch between cached experts costs a pointer per matrix,
+        # and restoring hands back the original storage itself, so the base weights are bit-identical.
         with torch.no_grad():
             for name in [n for n in self._base if n not in weights]:  # restore what the new set leaves alone
-                self._params[name].data.copy_(self._base.pop(name))
+                self._params[name].data = self._base.pop(name)
             for name, t in weights.items():
                 p = self._params[name]
                 if name not in self._base:
-                    self._base[name] = p.detach().to("cpu", copy=True)
-                p.data.copy_(t)
-        logger.debug("replaced %d parameter(s); %d base copies held", len(weights), len(self._base))
+                    self._base[name] = p.data
+                p.data = t.detach().to(device=p.device, dtype=p.dtype)
+        logger.debug("replaced %d parameter(s); %d base tensors held", len(weights), len(self._base))
 
     @property
     def replaced(self) -> tuple[str, ...]:
-        """Names currently differing from the base model (their originals are held on CPU)."""
+        """Names currently differing from the base model (their original tensors are held for restoring)."""
         return tuple(self._base)
 
 

@@ -3,7 +3,7 @@
 Prompts come as arguments or as JSONL on stdin (``{"prompt": "..."}`` or ``{"messages": [...]}``; other fields such
 as ``id`` are copied to the output). Pass 1 (``prompt`` or ``cls`` strategy, see ``t2cli.adapt.dispatch``) picks an
 expert per prompt; pass 2 answers the prompts grouped by their expert, so each batch runs with one set of weights.
-Each expert's W' is composed once and cached; switching experts afterwards is a parameter copy (``set_weights``).
+Each expert's W' is composed once and cached; switching experts afterwards is a pointer swap per matrix (``set_weights``).
 "others" and unparsable first-pass answers are answered by the base weights, and the output says so
 (``"expert": "base"``) — never silently by the last loaded expert.
 """

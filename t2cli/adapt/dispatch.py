@@ -160,7 +160,7 @@ class Router:
 
     ``experts``: {label: Expert}; ``strategy``: prompt (base model classifies, "others" allowed) or cls
     (``classifier`` expert classifies among its own labels). Composed weights are cached per label, so each
-    expert is composed once; switching afterwards is one ``set_weights`` (a parameter copy).
+    expert is composed once; switching afterwards is one ``set_weights`` (a pointer swap per matrix).
     """
 
     backend: Any
