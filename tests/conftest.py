@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# Before anything imports huggingface_hub (it reads these once, at import): tests never touch the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
