@@ -62,26 +62,20 @@ def test_interrupted_run_resumes_to_the_same_cache(tiny_llama, tmp_path, monkeyp
     targets = select_targets(model)
     decompose(model, "m", targets, tmp_path / "clean")
 
-    real_save = svd_mod.__dict__.get("save_file")
+    original = svd_mod._write_bytes
     calls = {"n": 0}
-    import safetensors.torch as st
 
-    original = st.save_file
-
-    def flaky(tensors, filename, *a, **k):
+    def dies_mid_write(path, blob):
         calls["n"] += 1
-        if calls["n"] == 4:
-            original(tensors, filename, *a, **k)
-            with open(filename, "r+b") as fh:  # a half-written temp file, then the process dies
-                fh.truncate(10)
+        if calls["n"] == 4:  # half of the 4th shard reaches the disk, then the process is interrupted
+            original(path, blob[: len(blob) // 2])
             raise KeyboardInterrupt
-        return original(tensors, filename, *a, **k)
+        original(path, blob)
 
-    monkeypatch.setattr(st, "save_file", flaky)
+    monkeypatch.setattr(svd_mod, "_write_bytes", dies_mid_write)
     with pytest.raises(KeyboardInterrupt):
         decompose(model, "m", targets, tmp_path / "resumed")
-    monkeypatch.setattr(st, "save_file", original)
-    assert real_save is None
+    monkeypatch.setattr(svd_mod, "_write_bytes", original)
     leftovers = [p for p in (tmp_path / "resumed" / "shards").iterdir() if p.name.endswith(".tmp")]
     assert not leftovers, "no temporary file may survive an interruption"
     partial = SVDCache.open(tmp_path / "resumed")
