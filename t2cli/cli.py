@@ -62,6 +62,9 @@ DeviceOpt = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when avai
 DtypeOpt = typer.Option("auto", help="Model dtype: auto (bf16 on CUDA, float32 on CPU), float32, bfloat16, float16.")
 TargetsOpt = typer.Option("all", help="Matrices: all, mlp, attn, role names (q_proj,v_proj) or a regex over parameter names.")
 LayersOpt = typer.Option("all", help="Layers: all, half (every other), a range 0-11, or a list 0,2,4.")
+DataDirOpt = typer.Option(None, "--data-dir", help="Local data folder (default: $T2_DATA_DIR, else the Hub).")
+SvdCacheOpt = typer.Option(None, "--svd-cache", help="SVD cache folder (default: the model's own).")
+DecomposeOpt = typer.Option(False, "--decompose", help="Build the SVD cache first if it is missing.")
 
 
 @app.command(epilog="Examples:\n\n  t2 decompose\n\n  t2 decompose meta-llama/Meta-Llama-3-8B-Instruct --targets mlp --json\n\n  t2 decompose ./my-model --out ./svd --verify")
@@ -135,9 +138,9 @@ def train(
     checkpoint_every: int = typer.Option(10, "--checkpoint-every", help="Checkpoint every N steps."),
     train_limit: Optional[int] = typer.Option(None, "--train-limit", help="Use the first N training examples only."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's checkpoint."),
-    decompose_missing: bool = typer.Option(False, "--decompose", help="Build the SVD cache first if it is missing."),
-    svd_cache: Optional[Path] = typer.Option(None, "--svd-cache", help="SVD cache folder (default: the model's own)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local data folder (default: $T2_DATA_DIR, else the Hub)."),
+    decompose_missing: bool = DecomposeOpt,
+    svd_cache: Optional[Path] = SvdCacheOpt,
+    data_dir: Optional[Path] = DataDirOpt,
     seed: int = typer.Option(0),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -224,9 +227,9 @@ def classify_train(
     layers: str = LayersOpt,
     val_every: int = typer.Option(5, "--val-every", help="Validate every N steps (the best classifier is kept)."),
     val_limit: Optional[int] = typer.Option(64, "--val-limit", help="Validation examples."),
-    decompose_missing: bool = typer.Option(False, "--decompose", help="Build the SVD cache first if it is missing."),
-    svd_cache: Optional[Path] = typer.Option(None, "--svd-cache", help="SVD cache folder (default: the model's own)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local data folder (default: $T2_DATA_DIR, else the Hub)."),
+    decompose_missing: bool = DecomposeOpt,
+    svd_cache: Optional[Path] = SvdCacheOpt,
+    data_dir: Optional[Path] = DataDirOpt,
     seed: int = typer.Option(0),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -280,8 +283,8 @@ def adapt(
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Override the task's generation budget."),
     out: Path = typer.Option(Path("runs/adapt"), help="Folder for per-example JSONL, the summary, CEM trajectory and z'."),
     save: Optional[Path] = typer.Option(None, help="fewshot: where to save z' (default OUT/fewshot-TASK.safetensors)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local data folder (default: $T2_DATA_DIR, else the Hub)."),
-    svd_cache: Optional[Path] = typer.Option(None, "--svd-cache", help="SVD cache folder (default: the model's own)."),
+    data_dir: Optional[Path] = DataDirOpt,
+    svd_cache: Optional[Path] = SvdCacheOpt,
     seed: int = typer.Option(0, help="Seed of the shot draw and of CEM."),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -324,7 +327,7 @@ def generate(
     temperature: float = typer.Option(0.0, help="Sampling temperature of the answer (0 = greedy)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Prompts per generation batch."),
     out: Optional[Path] = typer.Option(None, help="Write the JSONL here instead of stdout."),
-    svd_cache: Optional[Path] = typer.Option(None, "--svd-cache", help="SVD cache folder (default: the model's own)."),
+    svd_cache: Optional[Path] = SvdCacheOpt,
     seed: int = typer.Option(0),
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -435,8 +438,8 @@ def eval_cmd(
     tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size", help="GPUs for the vLLM engine."),
     out: Path = typer.Option(Path("runs/eval"), help="Folder for per-example JSONL and summary.json (reused on re-runs)."),
     seed: int = typer.Option(0, help="Seed for sampling (greedy decoding is deterministic anyway)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local data folder (default: $T2_DATA_DIR, else the Hub)."),
-    svd_cache: Optional[Path] = typer.Option(None, "--svd-cache", help="SVD cache folder (default: the model's own)."),
+    data_dir: Optional[Path] = DataDirOpt,
+    svd_cache: Optional[Path] = SvdCacheOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
     as_json: bool = JsonOpt,

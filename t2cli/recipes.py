@@ -51,22 +51,28 @@ def maybe_init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def _load_for_training(model: str | None, device: str, dtype: str):
+    """Join the process group under torchrun (one GPU per rank), then load the model."""
+    from .models import load_model
+
+    _, world = maybe_init_distributed()
+    if world > 1 and device == "auto":
+        import torch
+
+        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+    return load_model(model, device=device, dtype=dtype)
+
+
 def run_train(config, model: str | None, task_name: str, device: str = "auto", dtype: str = "auto",
               cache_path: Path | None = None, build_cache: bool = False,
               progress: Callable[[int], None] | None = None):
     """Train one SVF expert: load the model, find (or build) its SVD cache, run REINFORCE or NTP."""
-    from .models import load_model
     from .rl import train
     from .tasks import get_task
 
     task = get_task(task_name)
     config.validate()
-    rank, world = maybe_init_distributed()
-    if world > 1 and device == "auto":
-        import torch
-
-        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
-    loaded = load_model(model, device=device, dtype=dtype)
+    loaded = _load_for_training(model, device, dtype)
     cache, _ = ensure_cache(loaded, config.targets, config.layers, cache_path, build_cache)
     return train(config, loaded.model, loaded.tokenizer, loaded.ref.name, cache, task, progress=progress)
 
@@ -103,15 +109,9 @@ def run_train_lora(config, model: str | None, task_name: str, lora_settings, dev
                    progress: Callable[[int], None] | None = None):
     """Train one LoRA adapter (the baseline): load the model, wrap it with PEFT, run NTP or REINFORCE."""
     from .lora_train import train_lora
-    from .models import load_model
     from .tasks import get_task
 
     task = get_task(task_name)
     config.validate()
-    rank, world = maybe_init_distributed()
-    if world > 1 and device == "auto":
-        import torch
-
-        device = f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
-    loaded = load_model(model, device=device, dtype=dtype)
+    loaded = _load_for_training(model, device, dtype)
     return train_lora(config, lora_settings, loaded.model, loaded.tokenizer, loaded.ref.name, task, progress=progress)

@@ -117,6 +117,17 @@ def tiny_llama(tiny_tokenizer):
     return build_model("llama", vocab_size=len(tiny_tokenizer)), tiny_tokenizer
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: extra OpenMP threads only contend (about 3x slower on 2 cores)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     """Every test gets its own t2 home so caches never leak between tests or into the user's home."""

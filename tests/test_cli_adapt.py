@@ -6,18 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from cli_helpers import run_cli
 from test_adapt_support import tiny_experts
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from cli_helpers import run_cli
 
@@ -16,12 +15,7 @@ def _one_error_line(err: str) -> bool:
     return sum(line.startswith("error:") for line in lines) == 1 and lines[-1].startswith("error:")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -17,12 +17,7 @@ from t2cli.lora_train import train_lora
 from t2cli.rl import TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cfg(run_dir, **kw):

@@ -7,7 +7,6 @@ import io
 import json
 
 import pytest
-import torch
 
 from cli_helpers import run_cli
 from t2cli.errors import ConfigError
@@ -15,12 +14,7 @@ from t2cli.online import read_prompts
 from test_adapt_support import tiny_experts
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_read_prompts_keeps_extra_fields_and_rejects_bad_lines():

@@ -24,13 +24,7 @@ def _cfg(run_dir, **kw):
     return TrainConfig(**base)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra OpenMP threads only contend (3x slower on 2 cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

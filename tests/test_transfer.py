@@ -16,12 +16,7 @@ from t2cli.experts import Expert, build_meta, check_compatible, load_expert, sav
 from t2cli.transfer import map_layer, plan_transfer, transfer_expert
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _expert(model, tmp_path, name="src", targets="mlp", seed=3, noise=0.5):
