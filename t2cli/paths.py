@@ -56,5 +56,6 @@ def temp_path_for(path: Path) -> Path:
     """A temporary sibling of ``path`` (same folder, so the final rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())  # the final file gets the usual permissions, not mkstemp's 0600
     os.close(fd)
     return Path(tmp)

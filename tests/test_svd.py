@@ -141,3 +141,14 @@ def test_unwritable_folder_core(tiny_llama, tmp_path):
     ro.chmod(0o500)
     with pytest.raises(CacheError, match="writable"):
         decompose(model, "m", select_targets(model), ro / "cache")
+
+
+def test_cache_files_get_normal_permissions(tiny_llama, tmp_path):
+    model, _ = tiny_llama
+    old = os.umask(0o022)
+    try:
+        decompose(model, "m", select_targets(model, "mlp"), tmp_path)
+    finally:
+        os.umask(old)
+    for f in [tmp_path / "manifest.json", *(tmp_path / "shards").iterdir()]:
+        assert f.stat().st_mode & 0o777 == 0o644, f
