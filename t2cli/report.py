@@ -199,7 +199,8 @@ def discover(run_dir: Path, skip: Path | None = None):
                 elif name == "metrics.jsonl":
                     records = [r for r in _read_jsonl(path) if isinstance(r.get("step"), int)]
                     if records:
-                        curves.append(_Curve(Path(rel).parent.as_posix(), records))
+                        folder = Path(rel).parent.as_posix()
+                        curves.append(_Curve(run_dir.resolve().name if folder == "." else folder, records))
                 elif name.endswith(".jsonl") and _is_cem(path):
                     records = [r for r in _read_jsonl(path) if "iteration" in r and "fitness" in r]
                     if records:

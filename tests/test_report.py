@@ -256,3 +256,15 @@ def test_reproduction_scripts_dry_run(script, args, tmp_path):
     calls = log.read_text().splitlines()
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and log.read_text().splitlines() == calls  # resumable: nothing re-run
+
+
+def test_a_training_run_folder_itself_is_named_after_the_folder(tmp_path):
+    from t2cli.report import build_report
+
+    run = tmp_path / "train-arc_easy"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(
+        '{"step": 0, "val_accuracy": 0.3}\n{"step": 1, "reward": -0.5, "kl": 0.01}\n')
+    build_report(run, tmp_path / "out")
+    assert (tmp_path / "out" / "train-train-arc_easy.png").is_file()
+    assert "| train-arc_easy |" in (tmp_path / "out" / "report.md").read_text()
