@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -257,34 +257,31 @@ def decompose(
         if progress:
             progress(1)
 
-    # One writer thread overlaps disk I/O with the next SVD; at most one shard waits in memory.
+    # One writer thread overlaps disk I/O with the next SVD; at most one shard waits in memory. Leaving the
+    # ``with`` block (also on an interruption) waits for the shard in flight, which is then complete or absent.
     pending = None
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="t2-svd-writer") as writer:
-        try:
-            for target in targets:
-                entry = manifest["matrices"].get(target.name)
-                if entry and (path / entry["shard"]).is_file():
-                    skipped += 1
-                    if progress:
-                        progress(1)
-                    continue
-                with torch.no_grad():
-                    w = params[target.name].detach().float()
-                    U, S, Vh = torch.linalg.svd(w, full_matrices=False)
-                    U, S, Vh = U.to(store_dtype), S.to(store_dtype), Vh.to(store_dtype)
-                    rel = _sampled_rel_error(w, U, S, Vh)
-                    blob = save({"U": U.contiguous().cpu(), "S": S.cpu(), "Vh": Vh.contiguous().cpu()})
-                rank = int(S.shape[0])
-                del U, S, Vh, w
-                if pending is not None:
-                    pending.result()
-                pending = writer.submit(commit, target, blob, rank, rel)
-                computed += 1
+        for target in targets:
+            entry = manifest["matrices"].get(target.name)
+            if entry and (path / entry["shard"]).is_file():
+                skipped += 1
+                if progress:
+                    progress(1)
+                continue
+            with torch.no_grad():
+                w = params[target.name].detach().float()
+                U, S, Vh = torch.linalg.svd(w, full_matrices=False)
+                U, S, Vh = U.to(store_dtype), S.to(store_dtype), Vh.to(store_dtype)
+                rel = _sampled_rel_error(w, U, S, Vh)
+                blob = save({"U": U.contiguous().cpu(), "S": S.cpu(), "Vh": Vh.contiguous().cpu()})
+            rank = int(S.shape[0])
+            del U, S, Vh, w
             if pending is not None:
                 pending.result()
-        finally:
-            if pending is not None and not pending.done():
-                wait([pending])
+            pending = writer.submit(commit, target, blob, rank, rel)
+            computed += 1
+        if pending is not None:
+            pending.result()
     if not (path / "manifest.json").is_file():
         atomic_write_json(path / "manifest.json", manifest)
     errors = [manifest["matrices"][t.name]["rel_error"] for t in targets]
