@@ -55,30 +55,11 @@ def adapter_dir(run_dir: Path, task_name: str) -> Path:
 
 
 def loss_terms(peft_model, batch, advantages, kl_coef: float, norm: str, total: int):
-    """Σ_i (−A_i log π(y_i|x_i) + λ KL_i) / total for one micro-batch (log π and KL reduced per ``norm``)."""
-    import torch
-
-    inner = peft_model.get_base_model()
-    logits, targets, select = rl_loss.completion_logits(inner, None, batch)
-    logp_all = torch.log_softmax(logits, dim=-1)
-    tok_logp = logp_all.gather(1, targets[:, None]).squeeze(1)
-    row = torch.arange(len(batch), device=select.device)[:, None].expand_as(select)[select]
-    ntok = select.sum(1).clamp_min(1).to(tok_logp.dtype)
-
-    def reduce(v):
-        tot = torch.zeros(len(batch), dtype=v.dtype, device=v.device).index_add(0, row, v)
-        return tot / ntok if norm == "mean" else tot
-
-    logp = reduce(tok_logp)
-    loss = -(advantages.to(logp.device, logp.dtype) * logp).sum()
-    kl_seq = None
-    if kl_coef > 0:
-        with torch.no_grad(), peft_model.disable_adapter():
-            base_logits, _, _ = rl_loss.completion_logits(inner, None, batch)
-            base_logp = torch.log_softmax(base_logits, dim=-1)
-        kl_seq = reduce((logp_all.exp() * (logp_all - base_logp)).sum(-1))
-        loss = loss + kl_coef * kl_seq.sum()
-    return loss / total, float(logp.detach().sum()), float(kl_seq.detach().sum()) if kl_seq is not None else 0.0
+    """Σ_i (−A_i log π(y_i|x_i) + λ KL_i) / total for one micro-batch: the SVF loss, with the adapter as the policy
+    and the model with the adapter switched off as the base."""
+    loss, stats = rl_loss.micro_batch_loss(peft_model.get_base_model(), None, batch, advantages, kl_coef, norm, total,
+                                           base_context=peft_model.disable_adapter)
+    return loss, stats["logp_sum"], stats["kl_sum"] or 0.0
 
 
 def _check(cfg) -> None:

@@ -94,12 +94,15 @@ def completion_logits(model, weights: Mapping[str, object] | None, batch: Batch)
     return logits, targets, select
 
 
-def sequence_terms(model, weights, batch: Batch, kl: bool, norm: str = "mean"):
+def sequence_terms(model, weights, batch: Batch, kl: bool, norm: str = "mean", base_context=None):
     """Per-sequence log π(y|x) (sum or mean over its tokens) and exact KL(π_z ‖ π_base) (same reduction).
 
     The KL is computed exactly over the vocabulary at each generated position, Σ_v p_z (log p_z − log p_base),
-    with the base log-probs from a no-grad forward of the unmodified model. Returns (logp, kl or None, ntokens).
+    with the base log-probs from a no-grad forward of the unmodified model (run inside ``base_context()`` when
+    given, e.g. PEFT's ``disable_adapter``). Returns (logp, kl or None, ntokens).
     """
+    import contextlib
+
     import torch
 
     logits, targets, select = completion_logits(model, weights, batch)
@@ -114,7 +117,7 @@ def sequence_terms(model, weights, batch: Batch, kl: bool, norm: str = "mean"):
 
     kl_seq = None
     if kl:
-        with torch.no_grad():
+        with torch.no_grad(), (base_context or contextlib.nullcontext)():
             base_logits, _, _ = completion_logits(model, None, batch)
             base_logp = torch.log_softmax(base_logits, dim=-1)
         tok_kl = (logp_all.exp() * (logp_all - base_logp)).sum(-1)
@@ -122,9 +125,10 @@ def sequence_terms(model, weights, batch: Batch, kl: bool, norm: str = "mean"):
     return reduce(tok_logp), kl_seq, ntok
 
 
-def micro_batch_loss(model, weights, batch: Batch, advantages, kl_coef: float, norm: str, total_sequences: int):
+def micro_batch_loss(model, weights, batch: Batch, advantages, kl_coef: float, norm: str, total_sequences: int,
+                     base_context=None):
     """Σ_i (−A_i · log π(y_i|x_i) + λ · KL_i) / total_sequences for this micro-batch, plus detached stats."""
-    logp, kl_seq, _ = sequence_terms(model, weights, batch, kl=kl_coef > 0, norm=norm)
+    logp, kl_seq, _ = sequence_terms(model, weights, batch, kl=kl_coef > 0, norm=norm, base_context=base_context)
     adv = advantages.to(logp.device, logp.dtype)
     loss = -(adv * logp).sum()
     if kl_seq is not None:
