@@ -21,29 +21,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _models import load_benchmark_model  # noqa: E402
 from t2cli.generation import GenerationSettings, HFBackend  # noqa: E402
 
 
 def load(args):
-    if args.tiny:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import build_model, build_tokenizer
-
-        tok = build_tokenizer()
-        return build_model("llama", len(tok), hidden=64), tok, "tiny-llama"
-    try:
-        from t2cli.models import load_model
-    except ImportError:
-        load_model = None
-    if load_model is not None:
-        lm = load_model(args.model, device=args.device)
-        return lm.model, lm.tokenizer, args.model or "default"
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not args.model:
-        raise SystemExit("no t2cli.models.load_model: pass --model PATH or --tiny")
-    model = AutoModelForCausalLM.from_pretrained(args.model).eval()
-    return model, AutoTokenizer.from_pretrained(args.model), args.model
+    return load_benchmark_model(args.model, args.tiny, device=args.device)
 
 
 def prompts(n: int) -> list[list[dict]]:

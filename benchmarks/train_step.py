@@ -27,22 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _models import load_benchmark_model  # noqa: E402
+
 
 def load(args):
-    import torch
-
-    if args.tiny:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import build_model, build_tokenizer
-
-        tok = build_tokenizer()
-        model = build_model("llama", len(tok), hidden=64)
-        model.requires_grad_(False)
-        return model, tok, "tiny-llama"
-    from t2cli.models import load_model
-
-    lm = load_model(args.model, device="cpu", dtype="float32")
-    return lm.model, lm.tokenizer, lm.ref.name
+    return load_benchmark_model(args.model, args.tiny, device="cpu", dtype="float32")
 
 
 def get_cache(model, name, targets, args):

@@ -57,16 +57,7 @@ fi
 echo "$MODE" > "$R/MODE"
 START=$SECONDS
 
-# step DONE CMD...: run CMD unless DONE exists; create DONE only when CMD succeeded.
-step() {
-  local done="$1"; shift
-  if [ -e "$done" ]; then echo "   skip (done): ${done#"$R"/}"; return 0; fi
-  mkdir -p "$(dirname "$done")"
-  echo "+ $*"
-  "$@"
-  date -u +%FT%TZ > "$done"
-}
-resume_flag() { [ -f "$1/checkpoint.pt" ] && echo --resume || true; }
+. "$HERE/examples/_steps.sh"
 # train_svf DIR TASK [extra t2 train flags...]: an SVF expert at DIR/expert.safetensors (resumable)
 train_svf() {
   local dir="$1" task="$2"; shift 2

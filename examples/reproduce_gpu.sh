@@ -41,15 +41,7 @@ fi
 mkdir -p "$R"
 START=$SECONDS
 
-step() {
-  local done="$1"; shift
-  if [ -e "$done" ]; then echo "   skip (done): ${done#"$R"/}"; return 0; fi
-  mkdir -p "$(dirname "$done")"
-  echo "+ $*"
-  "$@"
-  date -u +%FT%TZ > "$done"
-}
-resume_flag() { [ -f "$1/checkpoint.pt" ] && echo --resume || true; }
+. "$HERE/examples/_steps.sh"
 limit_flag() { [ "$1" != 0 ] && echo --limit "$1" || true; }
 train_svf() {  # DIR TASK [flags...]
   local dir="$1" task="$2"; shift 2
