@@ -4,6 +4,11 @@ Files: ``<out_dir>/<label>/<task>.jsonl`` (id, messages, completion, extracted, 
 ``<task>.meta.json`` (settings, ids hash, counts). Both are written atomically (temp file + rename), the JSONL
 first, so a sidecar always describes a complete JSONL. A later run with the same examples (same ids, same order)
 and the same settings reuses the records instead of generating again; anything else regenerates and overwrites.
+
+Long evaluations are resumable: examples are generated in fixed chunks of ``CHUNK`` and each finished chunk is
+appended to ``<task>.partial.jsonl`` (its first line is the fingerprint). An interrupted run started again with the
+same examples, settings and weights continues after the last complete chunk (a torn last line is dropped); the
+partial file is removed once the final JSONL is written.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,6 +29,7 @@ from t2cli.paths import atomic_write_json, atomic_write_text
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+CHUNK = 128  # examples generated and checkpointed together (fixed, so a resumed run batches like a fresh one)
 
 
 @dataclass
@@ -113,26 +120,67 @@ def evaluate_task(
                 progress(len(records))
             return TaskResult.from_counts(task.name, split, len(records), sum(bool(r["correct"]) for r in records))
 
-    completions = backend.generate([list(e.messages) for e in examples], settings, progress=progress)
-    scores = task.score_batch(completions, list(examples), workers=score_workers)
-    records = [
-        {
-            "id": e.id,
-            "messages": list(e.messages),
-            "completion": c,
-            "extracted": s.extracted,
-            "gold": e.gold,
-            "correct": bool(s.correct),
-        }
-        for e, c, s in zip(examples, completions, scores)
-    ]
+    partial = jsonl.with_name(f"{task.name}.partial.jsonl") if jsonl is not None else None
+    records = _resume_partial(partial, fingerprint, examples) if partial is not None else []
+    if records:
+        logger.info("resuming %s after %d finished records", partial, len(records))
+        if progress is not None:
+            progress(len(records))
+    elif partial is not None:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"fingerprint": fingerprint}) + "\n", encoding="utf-8")
+    for start in range(len(records), len(examples), CHUNK):
+        chunk = list(examples[start : start + CHUNK])
+        completions = backend.generate([list(e.messages) for e in chunk], settings, progress=progress)
+        scores = task.score_batch(completions, chunk, workers=score_workers)
+        new = [
+            {
+                "id": e.id,
+                "messages": list(e.messages),
+                "completion": c,
+                "extracted": s.extracted,
+                "gold": e.gold,
+                "correct": bool(s.correct),
+            }
+            for e, c, s in zip(chunk, completions, scores)
+        ]
+        records += new
+        if partial is not None:
+            with open(partial, "a", encoding="utf-8") as fh:
+                fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
+                fh.flush()
+                os.fsync(fh.fileno())
     result = TaskResult.from_counts(task.name, split, len(records), sum(r["correct"] for r in records))
     if jsonl is not None and meta is not None:
         meta.unlink(missing_ok=True)  # never let an old sidecar vouch for the new JSONL
         atomic_write_text(jsonl, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         atomic_write_json(meta, {"fingerprint": fingerprint, "result": dataclasses.asdict(result)})
+        partial.unlink(missing_ok=True)
         logger.info("wrote %s", jsonl)
     return result
+
+
+def _resume_partial(partial: Path, fingerprint: dict, examples: Sequence[Any]) -> list[dict]:
+    """Finished records of an interrupted run with this fingerprint: whole chunks, in order, ids matching."""
+    try:
+        lines = partial.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    try:
+        if not lines or json.loads(lines[0]).get("fingerprint") != fingerprint:
+            return []
+    except ValueError:
+        return []
+    records = []
+    for line in lines[1:]:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            break  # a line torn by the interruption, and nothing after it
+    records = records[: len(records) // CHUNK * CHUNK]  # only whole chunks: batches stay as in a fresh run
+    if [r.get("id") for r in records] != [e.id for e in examples[: len(records)]]:
+        return []
+    return records
 
 
 def write_summary(out_dir: Path, results: Sequence[TaskResult], meta: dict) -> Path:

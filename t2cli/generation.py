@@ -1,7 +1,7 @@
 """One generation interface with two backends.
 
 * ``HFBackend`` — any transformers causal LM, CPU or GPU: left-padded batches sorted by length, greedy or seeded
-  sampling, stop strings, eos. ``set_weights`` points named parameters at the given tensors (SVF experts,
+  sampling, stop strings, eos; a prompt repeated in a batch (several samples per prompt) is prefilled once. ``set_weights`` points named parameters at the given tensors (SVF experts,
   adapted weights) and keeps the replaced original tensors, so switching and restoring copy nothing and the base
   comes back bit-identical without a reload. The given tensors must not be modified while they are set.
 * ``VLLMBackend`` — optional (``pip install 't2cli[vllm]'``, CUDA only), for fast evaluation and models larger
@@ -105,6 +105,7 @@ class HFBackend(Backend):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._params = dict(model.named_parameters(remove_duplicate=False))
         self._base: dict[str, Any] = {}  # name -> the original tensor of each replaced parameter
+        self.share_prompts = True  # repeated prompts in a batch are prefilled once (see _generate_shared)
 
     # -- prompts
     def render(self, prompt: Any) -> str:
@@ -154,17 +155,47 @@ class HFBackend(Backend):
         out: list[str | None] = [None] * len(ids)
         for b, start in enumerate(range(0, len(order), settings.batch_size)):
             idx = order[start : start + settings.batch_size]
-            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
+            unique = list(dict.fromkeys(tuple(ids[i]) for i in idx))
             with torch.inference_mode(), self._rng(settings.seed + b, device, settings.greedy):
-                seqs = self.model.generate(
-                    **batch, generation_config=gen_config, tokenizer=self.tokenizer if settings.stop else None
-                )
-            new = seqs[:, batch["input_ids"].shape[1] :]
+                if self.share_prompts and len(unique) < len(idx) and min(len(u) for u in unique) > 1:
+                    seqs, width = self._generate_shared(unique, [unique.index(tuple(ids[i])) for i in idx],
+                                                        gen_config, settings, device)
+                else:
+                    batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
+                    seqs = self.model.generate(
+                        **batch, generation_config=gen_config, tokenizer=self.tokenizer if settings.stop else None
+                    )
+                    width = batch["input_ids"].shape[1]
+            new = seqs[:, width:]
             for i, text in zip(idx, self.tokenizer.batch_decode(new, skip_special_tokens=True)):
                 out[i] = truncate_at_stop(text, settings.stop)
             if progress is not None:
                 progress(len(idx))
         return out  # type: ignore[return-value]
+
+    def _generate_shared(self, unique: list, row_of: list[int], gen_config: Any, settings: GenerationSettings,
+                         device: Any) -> tuple[Any, int]:
+        """Generate for rows that repeat a few distinct prompts (several samples per prompt): the distinct prompts
+        are prefilled once (all but their last token), the KV cache is copied out to the rows, and ``generate``
+        continues from it. The same tokens as generating every row from scratch; the prompt runs once per
+        distinct prompt instead of once per sample."""
+        import inspect
+
+        import torch
+        from transformers import DynamicCache
+
+        first = self.tokenizer.pad({"input_ids": [list(u) for u in unique]}, return_tensors="pt").to(device)
+        ids, mask = first["input_ids"], first["attention_mask"]
+        positions = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)  # as generate() derives them
+        cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                   use_cache=True, **{cache_kw: cache})
+        rows = torch.tensor(row_of, device=device)
+        cache.reorder_cache(rows)
+        seqs = self.model.generate(input_ids=ids[rows], attention_mask=mask[rows], generation_config=gen_config,
+                                   tokenizer=self.tokenizer if settings.stop else None, **{cache_kw: cache})
+        return seqs, ids.shape[1]
 
     @staticmethod
     def _rng(seed: int, device: Any, greedy: bool):

@@ -109,6 +109,8 @@ def train_lora(cfg, lora: LoraSettings, model, tokenizer, model_name: str, task,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg))
     backend = HFBackend(inner, tokenizer)
     device = next(inner.parameters()).device
+    dtype = next(inner.parameters()).dtype
+    pack = cfg.objective == "rl" and cfg.samples_per_prompt > 1 and rl_loss.can_pack(inner)
 
     def write(rec):
         with open(metrics_path, "a", encoding="utf-8") as fh:
@@ -156,7 +158,7 @@ def train_lora(cfg, lora: LoraSettings, model, tokenizer, model_name: str, task,
             for start in range(0, len(seqs), cfg.micro_batch_size):
                 chunk = seqs[start : start + cfg.micro_batch_size]
                 batch = rl_loss.build_batch(tokenizer, [s[0] for s in chunk], [s[1] for s in chunk],
-                                            [s[2] for s in chunk], device=device)
+                                            [s[2] for s in chunk], device=device, pack=pack, dtype=dtype)
                 a = torch.tensor(adv[start : start + cfg.micro_batch_size])
                 loss, lp, kl = loss_terms(peft_model, batch, a, cfg.kl_coef, cfg.logp_norm, len(seqs))
                 if not torch.isfinite(loss):

@@ -141,3 +141,49 @@ def test_evaluate_with_hf_backend(tmp_path, tiny_llama):
     res = evaluate_task(HFBackend(model, tok), task, ex, settings_for(task, GenerationSettings(batch_size=3)), tmp_path)
     recs = [json.loads(x) for x in (tmp_path / "base" / "fake.jsonl").read_text().splitlines()]
     assert res.n == 4 and res.correct == sum(r["correct"] for r in recs)
+
+
+class DyingBackend(EchoBackend):
+    """Raises on its ``die_at``-th call, like a run interrupted in the middle of a long evaluation."""
+
+    def __init__(self, die_at):
+        super().__init__()
+        self.die_at = die_at
+
+    def generate(self, prompts, settings, progress=None):
+        if self.calls + 1 == self.die_at:
+            self.calls += 1
+            raise KeyboardInterrupt
+        return super().generate(prompts, settings, progress)
+
+
+def test_interrupted_evaluation_resumes_after_the_last_chunk(tmp_path, monkeypatch):
+    from t2cli import evaluate
+
+    monkeypatch.setattr(evaluate, "CHUNK", 3)
+    task, ex, s = FakeTask(), make_examples(8), GenerationSettings()
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_task(DyingBackend(die_at=3), task, ex, s, out_dir=tmp_path, variant_id="w1")
+    partial = tmp_path / "base" / "fake.partial.jsonl"
+    assert len(partial.read_text().splitlines()) == 1 + 6  # header + two finished chunks
+    assert not (tmp_path / "base" / "fake.jsonl").exists()  # nothing half-written where results go
+    with open(partial, "a") as fh:
+        fh.write('{"id": "q6", "compl')  # torn line
+    backend, seen = EchoBackend(), []
+    res = evaluate_task(backend, task, ex, s, out_dir=tmp_path, variant_id="w1", progress=seen.append)
+    assert backend.calls == 1 and seen == [6, 2]  # only the last chunk is generated
+    assert (res.n, res.correct) == (8, 4)
+    recs = [json.loads(x) for x in (tmp_path / "base" / "fake.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in recs] == [e.id for e in ex] and not partial.exists()
+
+
+def test_partial_file_of_other_weights_is_not_resumed(tmp_path, monkeypatch):
+    from t2cli import evaluate
+
+    monkeypatch.setattr(evaluate, "CHUNK", 3)
+    task, ex, s = FakeTask(), make_examples(8), GenerationSettings()
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_task(DyingBackend(die_at=2), task, ex, s, out_dir=tmp_path, variant_id="w1")
+    backend = EchoBackend()
+    evaluate_task(backend, task, ex, s, out_dir=tmp_path, variant_id="w2")
+    assert backend.calls == 3  # every chunk generated again

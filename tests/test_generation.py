@@ -76,6 +76,30 @@ def test_seeded_sampling_is_reproducible(backend):
     assert other != a
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma"])
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_repeated_prompts_prefilled_once_give_the_same_tokens(arch, temperature, tiny_tokenizer, one_thread):
+    """Several samples per prompt: the shared-prefill path produces exactly what generating every row does."""
+    from tests.conftest import build_model
+
+    model = build_model(arch, vocab_size=len(tiny_tokenizer))
+    with torch.no_grad():  # sharper random weights: a wrong cache or position would change the tokens
+        for p in model.parameters():
+            if p.ndim == 2:
+                p.mul_(4)
+    backend = HFBackend(model, tiny_tokenizer)
+    prompts = [PROMPTS[0]] * 3 + [PROMPTS[1]] * 3 + [PROMPTS[2]]
+    s = GenerationSettings(max_new_tokens=12, temperature=temperature, seed=3, batch_size=8)
+    calls = []
+    real = backend._generate_shared
+    backend._generate_shared = lambda *a, **k: calls.append(1) or real(*a, **k)
+    shared = backend.generate(prompts, s)
+    backend.share_prompts = False
+    plain = backend.generate(prompts, s)
+    assert calls and shared == plain
+    assert len(set(plain[:3])) == (1 if temperature == 0 else 3)  # sampled rows differ from each other
+
+
 def test_set_weights_changes_output_and_restores_bit_identically(backend):
     s = GenerationSettings(max_new_tokens=10)
     base_out = backend.generate(PROMPTS, s)

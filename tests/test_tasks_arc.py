@@ -65,3 +65,50 @@ def test_score_and_solution(shared_data_dir):
     ex = Example("x", "q", user_messages("q"), "B", "s", {"labels": L4, "texts": ["w", "x", "y", "z"]})
     assert task.score("I am not sure", ex).extracted is None
     assert task.score("(a)", ex).correct is False
+
+
+TEXTS = ["sunlight", "water", "heat", "heat energy"]
+TEXT_CASES = [
+    ("sunlight", "A"),
+    ("- Water.", "B"),
+    ('"sunlight"', "A"),
+    ("The correct answer is: water", "B"),
+    ("The correct answer is:\nwater", "B"),
+    ("Plants need sunlight to grow.", "A"),  # the only choice the line contains
+    ("heat energy", "D"),  # exact text of the longer choice
+    ("It gives off heat energy.", "D"),  # "heat" is part of the longer contained choice
+    ("sunlight and water", None),  # two choices: no guess
+    ("- sunlight\n- water\n- heat", None),  # the list copied back
+    ("sunlight\nSunlight is needed by plants.", "A"),  # an explanation of the same choice
+    ("I am not sure.", None),
+    ("", None),
+    ("1. heat", "C"),
+]
+
+
+@pytest.mark.parametrize("completion,expected", TEXT_CASES)
+def test_extract_text_choice(completion, expected):
+    from t2cli.tasks.arc import extract_text_choice
+
+    assert extract_text_choice(completion, L4, TEXTS) == expected
+
+
+@pytest.mark.parametrize("completion,expected", [("20 N", "B"), ("The answer is 30 N.", "C"), ("- 10 N", "A"),
+                                                 ("2. 40 N", "D"), ("10 N or 20 N", None)])
+def test_extract_text_choice_numbers(completion, expected):
+    from t2cli.tasks.arc import extract_text_choice
+
+    assert extract_text_choice(completion, L4, ["10 N", "20 N", "30 N", "40 N"]) == expected
+
+
+def test_text_style_same_questions_other_prompt(shared_data_dir):
+    letters, text = get_task("arc_easy"), get_task("arc_easy_text")
+    a, b = letters.load("test", shared_data_dir, limit=30), text.load("test", shared_data_dir, limit=30)
+    assert [e.id for e in a] == [e.id for e in b] and [e.gold for e in a] == [e.gold for e in b]
+    content = b[0].messages[0]["content"]
+    assert "Choices:\n- " in content and "Answer with the correct choice." in content
+    assert "A. " not in content
+    assert all(text.score(e.solution, e).correct for e in b)  # the gold text is the solution
+    digit = next(e for e in text.load("test", shared_data_dir) if e.meta["labels"][0] == "1")
+    assert text.score(digit.solution, digit).extracted == digit.gold
+    assert get_task("arc-challenge-text").name == "arc_challenge_text" and text.max_new_tokens == 32

@@ -74,8 +74,10 @@ class AdaptConfig:
 
 
 def _fresh(out: Path, label: str, task_name: str) -> Path:
-    """Drop a stale sidecar so evaluate_task regenerates (its fingerprint does not cover the weights)."""
+    """Drop a stale sidecar and partial file so evaluate_task regenerates (its fingerprint does not cover the
+    weights)."""
     (Path(out) / label / f"{task_name}.meta.json").unlink(missing_ok=True)
+    (Path(out) / label / f"{task_name}.partial.jsonl").unlink(missing_ok=True)
     return Path(out)
 
 

@@ -22,6 +22,8 @@ def _factories() -> dict[str, Callable[[], Task]]:
         "humaneval": humaneval.HumanEval,
         "arc_easy": arc.arc_easy,
         "arc_challenge": arc.arc_challenge,
+        "arc_easy_text": arc.arc_easy_text,
+        "arc_challenge_text": arc.arc_challenge_text,
     }
 
 
