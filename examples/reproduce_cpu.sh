@@ -11,18 +11,21 @@
 # exists; an interrupted `t2 train` continues from its checkpoint (--resume). Delete a .done file to redo a step.
 #
 # Layout (the convention `t2 report` reads; see t2cli/report.py):
-#   table1/{base,lora,svf}/...          fine-tuning on the training tasks (arc_easy, gsm8k)
-#   table2/{base,lora,prompt,cls,fewshot}/...   self-adaptation on the unseen task arc_challenge
-#   table3/{base,ordered,shuffled}/...  transfer of the arc_easy expert with singular components ordered vs shuffled
-#   table5/{mlp-rl,attn-rl,all-rl,mlp-ntp,lora-ntp,lora-rl}/...  ablation on arc_easy
+#   table1/{base,lora,svf}/...          fine-tuning on the training tasks ($ARC, gsm8k)
+#   table2/{base,lora,prompt,cls,fewshot}/...   self-adaptation on the unseen task $ARCC
+#   table3/{base,ordered,shuffled}/...  transfer of the $ARC expert with singular components ordered vs shuffled
+#   table5/{mlp-rl,attn-rl,all-rl,mlp-ntp,lora-ntp,lora-rl}/...  ablation on $ARC
+# ARC runs in its text-choice format by default (ARC=arc_easy_text, ARCC=arc_challenge_text): SmolLM2-135M answers
+# letters at chance, so letter rewards carry no signal (set ARC=arc_easy ARCC=arc_challenge for the paper's format).
 #   report/report.md + PNGs
 #
 # Honest limits of a CPU run:
 # * SmolLM2-135M is the only model available offline, so Table 3 transfers SmolLM2 experts onto SmolLM2 itself:
 #   "ordered" is then an identity map (it must match the expert) and "shuffled" is the real control — it tests
 #   whether the order of the singular components matters, not cross-model transfer (that needs reproduce_gpu.sh).
-# * A 135M model scores near zero on GSM8K, so RL rewards there are almost all −1 and the gsm8k expert learns little;
-#   the arc_easy expert is the one with signal. Table 5 is measured on ARC-Easy only.
+# * A 135M model scores near zero on GSM8K, so RL rewards there are almost all −1 and the gsm8k expert learns little
+#   (GSM_OBJECTIVE=ntp trains it on the gold solutions instead); the ARC expert is the one with signal. Table 5 is
+#   measured on ARC-Easy only.
 # * Few-shot examples are drawn from the evaluation split and removed from it, so the fewshot row is scored on
 #   slightly different examples than the others; its own matched base/expert rows (fewshot/base, …) are kept.
 set -euo pipefail
@@ -38,17 +41,17 @@ export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" HF_DATASETS_OFFLINE="${HF_DATASETS_
 command -v t2 >/dev/null || { echo "error: t2 is not on PATH: pip install -e . (or make install)" >&2; exit 1; }
 
 if [ $QUICK = 1 ]; then
-  : "${LIM_ARC:=20}" "${LIM_ARCC:=20}" "${LIM_GSM:=8}" "${ARC_TOK:=32}" "${GSM_TOK:=64}"
+  : "${LIM_ARC:=20}" "${LIM_ARCC:=20}" "${LIM_GSM:=8}" "${ARC_TOK:=24}" "${GSM_TOK:=64}"
   : "${RL_STEPS:=2}" "${GSM_STEPS:=1}" "${LORA_STEPS:=2}" "${BATCH:=4}" "${SPP:=2}" "${MICRO:=8}"
   : "${VAL_EVERY:=2}" "${VAL_LIM:=10}" "${GSM_VAL_LIM:=4}" "${TRAIN_LIM:=200}"
   : "${CLS_STEPS:=2}" "${CLS_PER_LABEL:=16}" "${CLS_HELDOUT:=8}" "${SHOTS:=3}" "${CEM_ITERS:=2}" "${CEM_POP:=2}"
 else
-  : "${LIM_ARC:=300}" "${LIM_ARCC:=200}" "${LIM_GSM:=100}" "${ARC_TOK:=64}" "${GSM_TOK:=256}"
-  : "${RL_STEPS:=40}" "${GSM_STEPS:=15}" "${LORA_STEPS:=40}" "${BATCH:=16}" "${SPP:=2}" "${MICRO:=8}"
+  : "${LIM_ARC:=300}" "${LIM_ARCC:=200}" "${LIM_GSM:=100}" "${ARC_TOK:=24}" "${GSM_TOK:=256}"
+  : "${RL_STEPS:=20}" "${GSM_STEPS:=15}" "${LORA_STEPS:=20}" "${BATCH:=16}" "${SPP:=4}" "${MICRO:=16}"
   : "${VAL_EVERY:=10}" "${VAL_LIM:=100}" "${GSM_VAL_LIM:=40}" "${TRAIN_LIM:=2000}"
   : "${CLS_STEPS:=20}" "${CLS_PER_LABEL:=200}" "${CLS_HELDOUT:=100}" "${SHOTS:=10}" "${CEM_ITERS:=10}" "${CEM_POP:=8}"
 fi
-: "${EVAL_BATCH:=16}"
+: "${EVAL_BATCH:=16}" "${ARC:=arc_easy_text}" "${ARCC:=arc_challenge_text}" "${GSM_OBJECTIVE:=rl}"
 MODE=$([ $QUICK = 1 ] && echo quick || echo full)
 mkdir -p "$R"
 if [ -f "$R/MODE" ] && [ "$(cat "$R/MODE")" != "$MODE" ]; then
@@ -87,27 +90,27 @@ echo "== t2 reproduction on CPU ($MODE) → $R   (data: $T2_DATA_DIR)"
 echo "== 0 SVD cache of the embedded default (MLP and attention; cached after the first run)"
 step "$R/decompose.done" t2 decompose --targets all
 
-echo "== Table 1: fine-tuning (base / LoRA / SVF) on arc_easy and gsm8k"
+echo "== Table 1: fine-tuning (base / LoRA / SVF) on $ARC and gsm8k"
 T1="$R/table1"
-evaluate "$T1/base/arc_easy" arc_easy "$LIM_ARC" "$ARC_TOK"
+evaluate "$T1/base/$ARC" "$ARC" "$LIM_ARC" "$ARC_TOK"
 evaluate "$T1/base/gsm8k" gsm8k "$LIM_GSM" "$GSM_TOK"
-train_svf "$T1/svf/train-arc_easy" arc_easy
-train_svf "$T1/svf/train-gsm8k" gsm8k
-ARC_EXPERT="$T1/svf/train-arc_easy/expert.safetensors"
+train_svf "$T1/svf/train-$ARC" "$ARC"
+train_svf "$T1/svf/train-gsm8k" gsm8k --objective "$GSM_OBJECTIVE"
+ARC_EXPERT="$T1/svf/train-$ARC/expert.safetensors"
 GSM_EXPERT="$T1/svf/train-gsm8k/expert.safetensors"
-evaluate "$T1/svf/arc_easy" arc_easy "$LIM_ARC" "$ARC_TOK" --expert "$ARC_EXPERT"
+evaluate "$T1/svf/$ARC" "$ARC" "$LIM_ARC" "$ARC_TOK" --expert "$ARC_EXPERT"
 evaluate "$T1/svf/gsm8k" gsm8k "$LIM_GSM" "$GSM_TOK" --expert "$GSM_EXPERT"
-train_lora "$T1/lora/train-arc_easy" arc_easy
+train_lora "$T1/lora/train-$ARC" "$ARC"
 train_lora "$T1/lora/train-gsm8k" gsm8k
-ARC_LORA="$T1/lora/train-arc_easy/lora-arc_easy"
-evaluate "$T1/lora/arc_easy" arc_easy "$LIM_ARC" "$ARC_TOK" --lora "$ARC_LORA"
+ARC_LORA="$T1/lora/train-$ARC/lora-$ARC"
+evaluate "$T1/lora/$ARC" "$ARC" "$LIM_ARC" "$ARC_TOK" --lora "$ARC_LORA"
 evaluate "$T1/lora/gsm8k" gsm8k "$LIM_GSM" "$GSM_TOK" --lora "$T1/lora/train-gsm8k/lora-gsm8k"
 
-echo "== Table 2: self-adaptation on the unseen task arc_challenge (base / LoRA / prompt / cls / few-shot)"
+echo "== Table 2: self-adaptation on the unseen task $ARCC (base / LoRA / prompt / cls / few-shot)"
 T2="$R/table2"
-evaluate "$T2/base" arc_challenge "$LIM_ARCC" "$ARC_TOK"
-evaluate "$T2/lora" arc_challenge "$LIM_ARCC" "$ARC_TOK" --lora "$ARC_LORA"
-ADAPT=(--task arc_challenge --experts "$ARC_EXPERT" --experts "$GSM_EXPERT" --limit "$LIM_ARCC"
+evaluate "$T2/base" "$ARCC" "$LIM_ARCC" "$ARC_TOK"
+evaluate "$T2/lora" "$ARCC" "$LIM_ARCC" "$ARC_TOK" --lora "$ARC_LORA"
+ADAPT=(--task "$ARCC" --experts "$ARC_EXPERT" --experts "$GSM_EXPERT" --limit "$LIM_ARCC"
        --max-new-tokens "$ARC_TOK" --batch-size "$EVAL_BATCH")
 step "$T2/prompt/adapt.done" t2 adapt --strategy prompt "${ADAPT[@]}" --no-compare --out "$T2/prompt"
 step "$T2/cls/classifier.done" t2 classify-train --experts "$ARC_EXPERT" --experts "$GSM_EXPERT" \
@@ -123,33 +126,33 @@ echo "== Table 3: ordered vs shuffled singular components (SmolLM2 → SmolLM2: 
 T3="$R/table3"
 mkdir -p "$T3/experts"
 step "$T3/experts/ordered.done" t2 transfer "$ARC_EXPERT" --to smollm2-135m-instruct --order ordered \
-  --out "$T3/experts/arc_easy.ordered.safetensors" --decompose
+  --out "$T3/experts/$ARC.ordered.safetensors" --decompose
 step "$T3/experts/shuffled.done" t2 transfer "$ARC_EXPERT" --to smollm2-135m-instruct --order shuffled --seed 0 \
-  --out "$T3/experts/arc_easy.shuffled.safetensors" --decompose
-for task in arc_easy arc_challenge; do
-  lim=$([ $task = arc_easy ] && echo "$LIM_ARC" || echo "$LIM_ARCC")
-  evaluate "$T3/base/$task" $task "$lim" "$ARC_TOK"
-  evaluate "$T3/ordered/$task" $task "$lim" "$ARC_TOK" --expert "$T3/experts/arc_easy.ordered.safetensors"
-  evaluate "$T3/shuffled/$task" $task "$lim" "$ARC_TOK" --expert "$T3/experts/arc_easy.shuffled.safetensors"
+  --out "$T3/experts/$ARC.shuffled.safetensors" --decompose
+for task in "$ARC" "$ARCC"; do
+  lim=$([ "$task" = "$ARC" ] && echo "$LIM_ARC" || echo "$LIM_ARCC")
+  evaluate "$T3/base/$task" "$task" "$lim" "$ARC_TOK"
+  evaluate "$T3/ordered/$task" "$task" "$lim" "$ARC_TOK" --expert "$T3/experts/$ARC.ordered.safetensors"
+  evaluate "$T3/shuffled/$task" "$task" "$lim" "$ARC_TOK" --expert "$T3/experts/$ARC.shuffled.safetensors"
 done
 
-echo "== Table 5: ablation on arc_easy (modules: MLP / attention / both; objective: RL / next-token; LoRA)"
+echo "== Table 5: ablation on $ARC (modules: MLP / attention / both; objective: RL / next-token; LoRA)"
 T5="$R/table5"
-# mlp-rl and lora-ntp are exactly the Table 1 arc_easy runs (same flags): their summaries are copied, not recomputed.
-for pair in "mlp-rl:$T1/svf/arc_easy" "lora-ntp:$T1/lora/arc_easy"; do
+# mlp-rl and lora-ntp are exactly the Table 1 $ARC runs (same flags): their summaries are copied, not recomputed.
+for pair in "mlp-rl:$T1/svf/$ARC" "lora-ntp:$T1/lora/$ARC"; do
   row="${pair%%:*}" src="${pair#*:}"
-  if [ ! -f "$T5/$row/arc_easy/summary.json" ]; then
-    mkdir -p "$T5/$row/arc_easy" && cp "$src/summary.json" "$T5/$row/arc_easy/summary.json"
+  if [ ! -f "$T5/$row/$ARC/summary.json" ]; then
+    mkdir -p "$T5/$row/$ARC" && cp "$src/summary.json" "$T5/$row/$ARC/summary.json"
   fi
 done
-train_svf "$T5/attn-rl/train-arc_easy" arc_easy --targets attn
-train_svf "$T5/all-rl/train-arc_easy" arc_easy --targets all
-train_svf "$T5/mlp-ntp/train-arc_easy" arc_easy --objective ntp
-train_lora "$T5/lora-rl/train-arc_easy" arc_easy --objective rl --samples-per-prompt "$SPP"
+train_svf "$T5/attn-rl/train-$ARC" "$ARC" --targets attn
+train_svf "$T5/all-rl/train-$ARC" "$ARC" --targets all
+train_svf "$T5/mlp-ntp/train-$ARC" "$ARC" --objective ntp
+train_lora "$T5/lora-rl/train-$ARC" "$ARC" --objective rl --samples-per-prompt "$SPP"
 for row in attn-rl all-rl mlp-ntp; do
-  evaluate "$T5/$row/arc_easy" arc_easy "$LIM_ARC" "$ARC_TOK" --expert "$T5/$row/train-arc_easy/expert.safetensors"
+  evaluate "$T5/$row/$ARC" "$ARC" "$LIM_ARC" "$ARC_TOK" --expert "$T5/$row/train-$ARC/expert.safetensors"
 done
-evaluate "$T5/lora-rl/arc_easy" arc_easy "$LIM_ARC" "$ARC_TOK" --lora "$T5/lora-rl/train-arc_easy/lora-arc_easy"
+evaluate "$T5/lora-rl/$ARC" "$ARC" "$LIM_ARC" "$ARC_TOK" --lora "$T5/lora-rl/train-$ARC/lora-$ARC"
 
 echo "== report"
 t2 report "$R"

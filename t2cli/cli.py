@@ -425,7 +425,7 @@ def print_results_table(rows: list[dict], title: str) -> None:
              "  t2 eval --task mbpp --backend vllm --model meta-llama/Meta-Llama-3-8B-Instruct\n\n"
              "  t2 eval --task gsm8k --lora runs/train/gsm8k-lora/lora-gsm8k --expert runs/train/gsm8k/expert.safetensors --with-base")
 def eval_cmd(
-    task: list[str] = typer.Option(..., "--task", "-t", help="Task (repeatable): gsm8k, math, math500, mbpp, mbpp_sanitized, humaneval, arc_easy, arc_challenge."),
+    task: list[str] = typer.Option(..., "--task", "-t", help="Task (repeatable): gsm8k, math, math500, mbpp, mbpp_sanitized, humaneval, arc_easy, arc_challenge, arc_easy_text, arc_challenge_text."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model spec (default: the embedded default or $T2_MODEL)."),
     expert: list[Path] = typer.Option([], "--expert", "-e", help="SVF expert file to evaluate (repeatable)."),
     with_base: bool = typer.Option(False, "--with-base", help="Also evaluate the base model when experts are given."),

@@ -309,5 +309,22 @@ def run_eval(cfg: EvalConfig, progress_factory: Callable[[str, int], Any] | None
                         "t2_version": __version__},
                "results": rows}
     if cfg.out is not None:
-        atomic_write_json(Path(cfg.out) / "summary.json", summary)
+        atomic_write_json(Path(cfg.out) / "summary.json", merged_summary(Path(cfg.out) / "summary.json", summary))
     return summary
+
+
+def merged_summary(path: Path, summary: dict) -> dict:
+    """``summary`` plus the rows of an earlier ``summary.json`` in the same folder (same model and split) that this
+    run did not evaluate, so evaluating one more expert into a folder keeps the rows already there."""
+    try:
+        old = json.loads(Path(path).read_text(encoding="utf-8"))
+        same = all(old["meta"].get(k) == summary["meta"].get(k) for k in ("model", "split"))
+        old_rows = old["results"] if same else []
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return summary
+    new_keys = {(r["label"], r["task"]) for r in summary["results"]}
+    kept = [r for r in old_rows if isinstance(r, dict) and (r.get("label"), r.get("task")) not in new_keys]
+    if not kept:
+        return summary
+    meta = {**summary["meta"], "earlier_rows": sorted({r["label"] for r in kept})}
+    return {"meta": meta, "results": kept + summary["results"]}

@@ -62,7 +62,8 @@ PAPER_TABLES: list[tuple[str, str, list[tuple[str, str]]]] = [
      [("mlp-rl", "SVF · MLP · RL"), ("attn-rl", "SVF · attention · RL"), ("all-rl", "SVF · MLP+attention · RL"),
       ("mlp-ntp", "SVF · MLP · next-token"), ("lora-ntp", "LoRA · next-token"), ("lora-rl", "LoRA · RL")]),
 ]
-TASK_ORDER = ["gsm8k", "mbpp", "mbpp_sanitized", "arc_easy", "math", "math500", "humaneval", "arc_challenge"]
+TASK_ORDER = ["gsm8k", "mbpp", "mbpp_sanitized", "arc_easy", "arc_easy_text", "math", "math500", "humaneval",
+              "arc_challenge", "arc_challenge_text"]
 MATPLOTLIB_MISSING = "matplotlib is not installed: tables only, no plots (pip install 't2cli[plot]')"
 
 

@@ -76,3 +76,19 @@ def test_retrained_expert_under_same_name_is_evaluated_again(tiny_model_dirs, sh
         assert run_cli(capsys, *args).code == 0
         sidecar = json.loads((tmp_path / "ev" / "e" / "arc_easy.meta.json").read_text())
         assert file_digest(path) in sidecar["fingerprint"]["variant"]
+
+
+def test_second_eval_into_a_folder_keeps_its_rows(tiny_model_dirs, shared_data_dir, tmp_path, capsys):
+    out = tmp_path / "ev"
+    common = ["-m", tiny_model_dirs["llama"], "--limit", "2", "--max-new-tokens", "2", "--out", out,
+              "--data-dir", shared_data_dir, "--json"]
+    assert run_cli(capsys, "eval", "-t", "arc_easy", "-t", "gsm8k", *common).code == 0
+    res = run_cli(capsys, "eval", "-t", "arc_easy_text", "-t", "gsm8k", *common)
+    assert res.code == 0, res.err
+    assert [r["task"] for r in json.loads(res.out)["results"]] == ["arc_easy_text", "gsm8k"]  # this run only
+    stored = json.loads((out / "summary.json").read_text())
+    assert [(r["label"], r["task"]) for r in stored["results"]] == [("base", "arc_easy"), ("base", "arc_easy_text"),
+                                                                    ("base", "gsm8k")]
+    other = run_cli(capsys, "eval", "-t", "gsm8k", "--split", "train", *common)  # another split: a new summary
+    assert other.code == 0, other.err
+    assert [r["task"] for r in json.loads((out / "summary.json").read_text())["results"]] == ["gsm8k"]

@@ -107,3 +107,31 @@ def test_train_lora_bad_options_are_clear(tiny_model_dirs, tmp_path, capsys):
     res = run_cli(capsys, "train", "--method", "lora", "--task", "arc_easy", "-m", tiny_model_dirs["phi3"],
                   "--out", tmp_path, "--data-dir", tmp_path, "--steps", "1")
     assert res.code != 0 and _one_error_line(res.err)
+
+
+def test_fewshot_mixes_a_native_and_a_transferred_expert(source_expert, tiny_model_dirs, shared_data_dir, tmp_path,
+                                                         capsys):
+    """Cross-model few-shot (the paper's Table 3): an expert moved from the Llama onto the Qwen2 model is mixed
+    with one of the Qwen2 model's own experts."""
+    from t2cli import svf
+    from t2cli.experts import build_meta, load_expert, save_expert
+    from t2cli.models import load_model
+    from t2cli.svd import find_cache
+
+    target = tiny_model_dirs["qwen2"]
+    moved = tmp_path / "math.qwen2.safetensors"
+    assert run_cli(capsys, "transfer", source_expert, "--to", target, "--decompose", "--out", moved).code == 0
+    loaded = load_model(str(target), device="cpu", dtype="float32")
+    cache = find_cache(loaded.model, loaded.ref.name)
+    params = svf.init_params(cache, list(cache.matrices), seed=2, noise_std=0.3)
+    meta = build_meta(base_model=loaded.ref.name, model_fingerprint=cache.fingerprint, targets="mlp", task="arc_easy")
+    native = save_expert(tmp_path / "reasoning.qwen2.safetensors", params, meta)
+    res = run_cli(capsys, "adapt", "-t", "arc_easy", "--strategy", "fewshot", "--shots", "2", "--population", "2",
+                  "--iterations", "1", "-e", moved, "-e", native, "-m", target, "--limit", "2", "--max-new-tokens",
+                  "2", "--no-compare", "--out", tmp_path / "fs", "--data-dir", shared_data_dir, "--json")
+    assert res.code == 0, res.err
+    summary = json.loads(res.out)
+    assert summary["meta"]["experts"] == {"math": str(moved), "reasoning": str(native)}
+    mixed = load_expert(summary["meta"]["expert_file"])
+    assert mixed.meta["training"]["experts"] == [str(moved), str(native)]
+    assert load_expert(moved).meta["transfer"]["source_model"] != loaded.ref.name
