@@ -73,12 +73,16 @@ def test_weights_are_composed_once_per_expert(setup, monkeypatch):
     router = Router(HFBackend(loaded.model, loaded.tokenizer), loaded.model, loaded.ref.name, experts)
     from t2cli.adapt.dispatch import Choice
 
-    forced = [Choice("math", "math", "math"), Choice("x", None, None), Choice("reasoning", "reasoning", "reasoning")]
+    # two expert groups in a row: the second expert is composed (and its fit to the model checked) while the
+    # first one's weights are still set, so composing must see the base weights
+    forced = [Choice("math", "math", "math"), Choice("reasoning", "reasoning", "reasoning"), Choice("x", None, None)]
     settings = GenerationSettings(max_new_tokens=2)
     for _ in range(3):
-        router.answer(["a", "b", "c"], settings, choices=forced)
+        _, answers = router.answer(["a", "b", "c"], settings, choices=forced)
     assert sorted(calls) == ["arc_easy", "gsm8k"]
     assert router.backend.replaced == ()  # base weights restored after every batch
+    alone = Router(HFBackend(loaded.model, loaded.tokenizer), loaded.model, loaded.ref.name, experts)
+    assert alone.answer(["b"], settings, choices=[forced[1]])[1] == answers[1:2]
 
 
 def test_generate_without_prompts_says_how_to_pass_them(capsys, monkeypatch):

@@ -193,12 +193,16 @@ class Router:
         return [*self.experts, OTHERS]
 
     def weights(self, label: str | None):
-        """Composed W' of the expert routed to by ``label`` (cached), or None for the base weights."""
+        """Composed W' of the expert routed to by ``label`` (cached), or None for the base weights.
+
+        Composing a new expert first puts the base weights back in the backend: the check that the expert fits
+        the model fingerprints the model's current weights, which must not be another expert's."""
         if label is None:
             return None
         if label not in self._weights:
             from ..evaluate import expert_weights
 
+            self.backend.set_weights(None)
             expert = self.classifier if label == "__classifier__" else self.experts[label]
             self._weights[label] = expert_weights(expert, self.model, self.model_name, self.svd_cache)
         return self._weights[label]
